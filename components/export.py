@@ -28,6 +28,12 @@ class _Untracked:
         self.models = models
 
 
+def _unit_or_zero(vectors: tf.Tensor, ids: tf.Tensor) -> tf.Tensor:
+    """L2-normalize rows, and zero the rows whose input has no token, so their cosine with anything is 0."""
+    has_tokens = tf.reduce_any(tf.not_equal(ids, preprocessing.PAD_ID), axis=1, keepdims=True)
+    return tf.math.l2_normalize(vectors, axis=-1) * tf.cast(has_tokens, vectors.dtype)
+
+
 class FaqServingModule(tf.Module):
     """The object saved as the serving SavedModel: the TFT layer, the variables and the signatures."""
 
@@ -56,15 +62,17 @@ class FaqServingModule(tf.Module):
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="question")])
     def encode_question(self, question):
+        """Unit-length embeddings; a text with no tokens (e.g. "") gets the zero vector."""
         features = self._transform(question, tf.zeros_like(question))
-        vectors = self._keras.models.question_encoder(features[preprocessing.QUESTION_IDS])
-        return {"embedding": tf.math.l2_normalize(vectors, axis=-1)}
+        ids = features[preprocessing.QUESTION_IDS]
+        return {"embedding": _unit_or_zero(self._keras.models.question_encoder(ids), ids)}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="answer")])
     def encode_answer(self, answer):
+        """Unit-length embeddings; a text with no tokens (e.g. "") gets the zero vector."""
         features = self._transform(tf.zeros_like(answer), answer)
-        vectors = self._keras.models.answer_encoder(features[preprocessing.ANSWER_IDS])
-        return {"embedding": tf.math.l2_normalize(vectors, axis=-1)}
+        ids = features[preprocessing.ANSWER_IDS]
+        return {"embedding": _unit_or_zero(self._keras.models.answer_encoder(ids), ids)}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="question"),
                                   tf.TensorSpec([None], tf.string, name="answer")])

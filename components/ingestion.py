@@ -9,6 +9,7 @@ ExampleGen's cache stays valid across runs.
 import collections
 import dataclasses
 import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -73,9 +74,10 @@ def to_example(pair: corpus.Pair) -> tf.train.Example:
 
 
 def fingerprint(pairs: Sequence[corpus.Pair], eval_fraction: float) -> str:
+    """Return a hex digest of the pairs, in order, and the split fraction: the output folder's name."""
     digest = hashlib.sha256(f"eval_fraction={eval_fraction}\n".encode("utf-8"))
     for pair in pairs:
-        digest.update(to_example(pair).SerializeToString())
+        digest.update(json.dumps(dataclasses.astuple(pair), ensure_ascii=False).encode("utf-8") + b"\n")
     return digest.hexdigest()[:16]
 
 

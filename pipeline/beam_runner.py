@@ -10,6 +10,7 @@ from tensorflow.python.saved_model import loader_impl  # Reads signature names w
 from tfx import v1 as tfx
 from tfx.orchestration.beam import beam_dag_runner
 
+from components import evaluation
 from components import ingestion
 from pipeline import pipeline as faq_pipeline
 from pipeline import run_summary
@@ -27,6 +28,8 @@ class LocalRunResult:
     components: List[run_summary.ComponentRun]
     push: Optional[run_summary.PushResult]
     signature_names: List[str]
+    evaluation_uri: Optional[str]
+    report_path: Optional[str]
     metadata_path: str
     seconds: float
 
@@ -45,12 +48,12 @@ def run_local(config: PipelineConfig, extra_beam_args: Sequence[str] = ()) -> Lo
     metadata_path = os.path.join(pipeline_root, METADATA_FILE)
     os.makedirs(pipeline_root, exist_ok=True)
 
-    report = ingestion.ingest(config.corpus, config.data, config.eval_fraction,
+    ingestion_report = ingestion.ingest(config.corpus, config.data, config.eval_fraction,
                               os.path.join(pipeline_root, DATA_FOLDER), config.max_examples, config.max_field_chars)
     pipeline = faq_pipeline.create_pipeline(
         config,
         pipeline_root=pipeline_root,
-        data_root=report.data_root,
+        data_root=ingestion_report.data_root,
         serving_model_dir=serving_model_dir,
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path),
         beam_pipeline_args=beam_pipeline_args(config.beam_runner, config.beam_workers, extra_beam_args),
@@ -64,7 +67,10 @@ def run_local(config: PipelineConfig, extra_beam_args: Sequence[str] = ()) -> Lo
     components = run_summary.component_runs(store, since_ms=int(started * 1000))
     push = run_summary.latest_push(store)
     names = signature_names(push.destination) if push and push.pushed else []
-    return LocalRunResult(report, components, push, names, metadata_path, time.time() - started)
+    evaluation_uri = run_summary.latest_artifact_uri(store, "ModelEvaluation")
+    report = evaluation.report_path(evaluation_uri) if evaluation_uri else None
+    return LocalRunResult(ingestion_report, components, push, names, evaluation_uri, report, metadata_path,
+                          time.time() - started)
 
 
 def format_result(result: LocalRunResult) -> str:
@@ -79,5 +85,7 @@ def format_result(result: LocalRunResult) -> str:
         lines.append(f"Signatures: {', '.join(result.signature_names)}")
     else:
         lines.append("The model was not pushed: it was not blessed. See the Pusher and blessing logs above.")
+    if result.report_path:
+        lines.append(f"Evaluation report: {result.report_path}")
     lines.append(f"Total: {result.seconds:.1f} s; metadata: {result.metadata_path}")
     return "\n".join(lines)

@@ -13,7 +13,9 @@ from typing import List, Optional  # noqa: E402
 
 from absl import logging  # noqa: E402
 
+from components.serving import commands as serving_commands  # noqa: E402
 from pipeline import configs  # noqa: E402
+from pipeline import kubeflow_commands  # noqa: E402
 
 # google-api-core warns once per imported Google client that Python 3.10 support is ending;
 # TFX 1.16 imports a dozen of them. The pinned stack is Python 3.10 by design.
@@ -59,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--max_field_chars", type=int, default=defaults.max_field_chars)
     ingest.add_argument("--output", required=True, help="Folder under which a <fingerprint>/ folder is written.")
     ingest.set_defaults(func=_ingest)
+
+    serving_commands.register_commands(subparsers)
+    kubeflow_commands.register_commands(subparsers)
     return parser
 
 

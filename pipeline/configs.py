@@ -46,6 +46,12 @@ class PipelineConfig:
     early_stopping_patience: int = 5  # Epochs without a better val_loss before stopping; 0 = off.
     seed: int = 42
 
+    # Blessing (the FaqEvaluator). Recall values are fractions in [0, 1].
+    min_recall_at_1: float = 0.1  # Over all distinct eval answers; chance is 1 / (number of answers).
+    min_r10_at_1_ratio_to_tfidf: float = 0.0  # Model R10@1 / TF-IDF R10@1; 0 = off.
+    max_recall_at_1_regression: float = 0.05  # Largest allowed absolute drop against the latest blessed model.
+    max_r10_at_1_regression: float = 0.05
+
     # Paths and names.
     model_name: str = "faq"
     pipeline_root: str = "pipeline_root"
@@ -73,6 +79,12 @@ class PipelineConfig:
             raise ValueError(f"early_stopping_patience={self.early_stopping_patience} is invalid: use 0 (off) or more.")
         if self.beam_runner not in BEAM_RUNNERS:
             raise ValueError(f"beam_runner={self.beam_runner!r} is invalid: use one of {', '.join(BEAM_RUNNERS)}.")
+
+    def blessing_thresholds(self) -> Dict[str, float]:
+        """Return the FaqEvaluator's blessing thresholds as BlessingThresholds keyword arguments."""
+        names = ("min_recall_at_1", "min_r10_at_1_ratio_to_tfidf", "max_recall_at_1_regression",
+                 "max_r10_at_1_regression")
+        return {name: getattr(self, name) for name in names}
 
     def transform_config(self) -> Dict[str, Any]:
         """Return the values `preprocessing_fn` reads from Transform's custom_config."""

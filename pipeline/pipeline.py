@@ -6,6 +6,7 @@ from typing import List, Optional, Sequence, Union
 from tfx import v1 as tfx
 from tfx.dsl.components.base import base_node
 
+from components.evaluation import BlessingThresholds, FaqEvaluator, create_latest_blessed_model_resolver
 from pipeline.configs import PIPELINE_NAME, PipelineConfig
 
 PREPROCESSING_FN = "components.preprocessing.preprocessing_fn"
@@ -48,16 +49,30 @@ def create_components(config: PipelineConfig, data_root: PathOrParameter,
         eval_args=tfx.proto.EvalArgs(splits=["eval"]),
         custom_config=config.trainer_config())
 
-    pusher = tfx.components.Pusher(model=trainer.outputs["model"], push_destination=push_destination)
+    # TFMA's Evaluator cannot score a model whose training output is its loss and whose signatures
+    # take raw strings, so FaqEvaluator writes the standard ModelEvaluation and ModelBlessing.
+    latest_blessed_model = create_latest_blessed_model_resolver()
+    evaluator = FaqEvaluator(
+        examples=example_gen.outputs["examples"],
+        model=trainer.outputs["model"],
+        model_run=trainer.outputs["model_run"],
+        baseline_model=latest_blessed_model.outputs["model"],
+        thresholds=BlessingThresholds(**config.blessing_thresholds()))
 
-    return [example_gen, statistics_gen, schema_gen, example_validator, transform, trainer, pusher]
+    pusher = tfx.components.Pusher(
+        model=trainer.outputs["model"],
+        model_blessing=evaluator.outputs["blessing"],
+        push_destination=push_destination)
+
+    return [example_gen, statistics_gen, schema_gen, example_validator, transform, trainer,
+            latest_blessed_model, evaluator, pusher]
 
 
 def create_pipeline(config: PipelineConfig, *, pipeline_root: str, data_root: PathOrParameter,
                     serving_model_dir: PathOrParameter,
                     metadata_connection_config: Optional[tfx.orchestration.metadata.ConnectionConfigType] = None,
                     beam_pipeline_args: Sequence[str] = (), enable_cache: bool = True) -> tfx.dsl.Pipeline:
-    """Return the pipeline: ingest, validate, Transform, Trainer and Pusher.
+    """Return the pipeline: ingest, validate, Transform, Trainer, evaluation and Pusher.
 
     `data_root` holds the TFRecord splits written by components.ingestion. Pushed models go to
     `<serving_model_dir>/<model_name>/<version>`. A RuntimeParameter `serving_model_dir` becomes the

@@ -52,6 +52,15 @@ def _node_context_type_id(store: metadata_store.MetadataStore) -> int:
     return store.get_context_type("node").id
 
 
+def latest_artifact_uri(store: metadata_store.MetadataStore, type_name: str) -> Optional[str]:
+    """Return the URI of the newest artifact of `type_name` (e.g. "ModelEvaluation"), or None."""
+    try:
+        artifacts = store.get_artifacts_by_type(type_name)
+    except errors.NotFoundError:
+        return None
+    return max(artifacts, key=lambda artifact: artifact.id).uri if artifacts else None
+
+
 def latest_push(store: metadata_store.MetadataStore) -> Optional[PushResult]:
     """Return the newest PushedModel artifact's outcome, or None before the first push attempt."""
     try:
