@@ -70,7 +70,11 @@ def machine_description() -> str:
                     cpu_model = line.split(":", 1)[1].strip()
                     break
     nproc = subprocess.run(["nproc"], capture_output=True, text=True, check=False).stdout.strip()
-    return f"nproc={nproc}, CPU: {cpu_model}, Python {platform.python_version()}, TF {tf.__version__}"
+    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    return (
+        f"nproc={nproc}, CPU: {cpu_model}, Python {platform.python_version()}, TF {tf.__version__}, "
+        f"load average at start (1, 5, 15 min): {load}"
+    )
 
 
 def resolve_model(model_base_path: str, staging_dir: str):

@@ -74,6 +74,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         split = argv.index("--")
         argv, beam_args = argv[:split], argv[split + 1:]
 
+    logging.use_absl_handler()
     logging.set_verbosity(logging.INFO)
     args = build_parser().parse_args(argv)
     args.beam_args = beam_args

@@ -7,6 +7,7 @@ from tfx import v1 as tfx
 from tfx.dsl.components.base import base_node
 
 from components.evaluation import BlessingThresholds, FaqEvaluator, create_latest_blessed_model_resolver
+from components.serving.check import ServingCheck
 from pipeline.configs import PIPELINE_NAME, PipelineConfig
 
 PREPROCESSING_FN = "components.preprocessing.preprocessing_fn"
@@ -59,20 +60,25 @@ def create_components(config: PipelineConfig, data_root: PathOrParameter,
         baseline_model=latest_blessed_model.outputs["model"],
         thresholds=BlessingThresholds(**config.blessing_thresholds()))
 
+    # InfraValidator only runs TF Serving in Docker or Kubernetes and only sends serialized
+    # tf.Example, so ServingCheck serves the candidate itself and calls every raw-string signature.
+    serving_check = ServingCheck(model=trainer.outputs["model"])
+
     pusher = tfx.components.Pusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
+        infra_blessing=serving_check.outputs["blessing"],
         push_destination=push_destination)
 
     return [example_gen, statistics_gen, schema_gen, example_validator, transform, trainer,
-            latest_blessed_model, evaluator, pusher]
+            latest_blessed_model, evaluator, serving_check, pusher]
 
 
 def create_pipeline(config: PipelineConfig, *, pipeline_root: str, data_root: PathOrParameter,
                     serving_model_dir: PathOrParameter,
                     metadata_connection_config: Optional[tfx.orchestration.metadata.ConnectionConfigType] = None,
                     beam_pipeline_args: Sequence[str] = (), enable_cache: bool = True) -> tfx.dsl.Pipeline:
-    """Return the pipeline: ingest, validate, Transform, Trainer, evaluation and Pusher.
+    """Return the pipeline: ingest, validate, Transform, Trainer, evaluation, serving check and Pusher.
 
     `data_root` holds the TFRecord splits written by components.ingestion. Pushed models go to
     `<serving_model_dir>/<model_name>/<version>`. A RuntimeParameter `serving_model_dir` becomes the

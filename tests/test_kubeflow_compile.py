@@ -11,7 +11,7 @@ from pipeline import configs, kubeflow_commands, kubeflow_runner, kubeflow_sched
 IMAGE = "registry.example.com/faq-pipeline:1.2.3"
 TFX_COMMAND = ["python", "-m", "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"]
 COMPONENTS = {"ImportExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "Transform",
-              "Trainer", "FaqEvaluator", "Pusher"}
+              "Trainer", "FaqEvaluator", "ServingCheck", "Pusher"}
 # The latest-blessed-model Resolver compiles into two query tasks without a container.
 RESOLVER_TASKS = {"latest_blessed_model_resolver-model-blessing-resolver",
                   "latest_blessed_model_resolver-model-resolver"}

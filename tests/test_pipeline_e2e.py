@@ -14,12 +14,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from components.serving import commands as serving_commands
+from components.serving.client import ServingClient
+from components.serving.launcher import ServerProcess
 from pipeline import beam_runner
 from pipeline.configs import PipelineConfig
 
 SIGNATURES = ["decode", "encode_answer", "encode_question"]
 UPSTREAM = {"ImportExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "Transform"}
-DOWNSTREAM = {"latest_blessed_model_resolver", "FaqEvaluator", "Pusher"}
+DOWNSTREAM = {"latest_blessed_model_resolver", "FaqEvaluator", "ServingCheck", "Pusher"}
 QUESTIONS = ["How are you?", "你好吗？", ""]
 ANSWERS = ["I am fine, thank you.", "我很好。", ""]
 
@@ -103,8 +106,8 @@ def test_first_run_writes_report(runs):
 def test_unchanged_rerun_is_cached(runs):
     _, first, second, _ = runs
     states = _states(second)
-    assert {name: states[name] for name in UPSTREAM | {"Trainer"}} == {
-        name: "CACHED" for name in UPSTREAM | {"Trainer"}}
+    cached = UPSTREAM | {"Trainer", "ServingCheck"}
+    assert {name: states[name] for name in cached} == {name: "CACHED" for name in cached}
     assert states["FaqEvaluator"] == "COMPLETE"
     assert second.ingestion.reused
     # The cached Trainer output is the model run 1 blessed: it is both candidate and baseline.
@@ -119,7 +122,31 @@ def test_trainer_change_reruns_only_downstream(runs):
     assert {name: states[name] for name in UPSTREAM} == {name: "CACHED" for name in UPSTREAM}
     assert states["Trainer"] == "COMPLETE"
     assert states["FaqEvaluator"] == "COMPLETE"
+    assert states["ServingCheck"] == "COMPLETE"
     assert states["Pusher"] == "COMPLETE"
     metrics = _metrics(third)
     assert metrics["baseline_model_uri"] == _metrics(first)["model_uri"]
     assert metrics["model_uri"] != metrics["baseline_model_uri"]
+
+
+def test_served_pushed_model_matches_in_process(runs, tmp_path, capsys):
+    config, first, _, _ = runs
+    base_path = os.path.dirname(first.push.destination)
+    latest = max(int(name) for name in os.listdir(base_path) if name.isdigit())
+    loaded = tf.saved_model.load(os.path.join(base_path, str(latest)))
+    expected = loaded.signatures["encode_question"](question=tf.constant(QUESTIONS))["embedding"].numpy()
+
+    with ServerProcess(base_path, log_path=str(tmp_path / "server.log")) as server:
+        server.wait_until_ready(timeout_seconds=120)
+        with ServingClient(server.grpc_address, config.model_name) as client:
+            served_version = client.served_version()
+            embedding = client.encode_questions(QUESTIONS, latest)
+        exit_code = serving_commands.main(["query", "How are you?", "--top_k=3", f"--server={server.grpc_address}",
+                                           f"--model_base_path={base_path}", f"--cache_dir={tmp_path}"])
+    output = capsys.readouterr().out.splitlines()
+
+    assert served_version == latest
+    np.testing.assert_allclose(embedding, expected, rtol=1e-5, atol=1e-6)
+    assert exit_code == 0
+    assert output[1].startswith("1. score=")
+    assert len(output) == 4
