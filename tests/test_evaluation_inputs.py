@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 from tfx.types import standard_artifacts
 
-from components.evaluation import evaluator, report
+from components.evaluation import evaluator, inputs, report
 
 
 def _write_split(root, split, examples):
@@ -44,7 +44,7 @@ def test_read_split_decodes_pairs(tmp_path):
         _example(question="q2", answer="a2", question_id=[8], answer_id=[80]),
     ])
 
-    pairs = evaluator.read_split(_examples_artifact(tmp_path), "eval")
+    pairs = inputs.read_split(_examples_artifact(tmp_path), "eval")
 
     assert pairs.questions == ["密码?", "q2"]
     assert pairs.answers == ["a1", "a2"]
@@ -56,7 +56,7 @@ def test_read_split_rejects_missing_feature(tmp_path):
     _write_split(str(tmp_path), "eval", [_example(question="q", answer="a", question_id=[1])])
 
     with pytest.raises(ValueError, match="Feature 'answer_id' is missing in .*data.gz record 0"):
-        evaluator.read_split(_examples_artifact(tmp_path), "eval")
+        inputs.read_split(_examples_artifact(tmp_path), "eval")
 
 
 def test_read_split_rejects_several_values(tmp_path):
@@ -64,24 +64,24 @@ def test_read_split_rejects_several_values(tmp_path):
         _example(question="q", answer="a", question_id=[1, 2], answer_id=[3])])
 
     with pytest.raises(ValueError, match="'question_id' .* must have exactly one value, got 2"):
-        evaluator.read_split(_examples_artifact(tmp_path), "eval")
+        inputs.read_split(_examples_artifact(tmp_path), "eval")
 
 
 def test_read_split_rejects_missing_files(tmp_path):
     os.makedirs(tmp_path / "Split-eval")
 
     with pytest.raises(ValueError, match="No \\*.gz TFRecord files found in split 'eval'"):
-        evaluator.read_split(_examples_artifact(tmp_path), "eval")
+        inputs.read_split(_examples_artifact(tmp_path), "eval")
 
 
 def test_retrieval_set_groups_by_id():
-    pairs = evaluator.PairSplit(
+    pairs = inputs.PairSplit(
         questions=["q9", "q5", "q9", "q5 again"],
         answers=["a3", "a1", "a2", "a1"],
         question_ids=np.array([9, 5, 9, 5]),
         answer_ids=np.array([3, 1, 2, 1]))
 
-    retrieval_set = evaluator.build_retrieval_set(pairs)
+    retrieval_set = inputs.build_retrieval_set(pairs)
 
     assert retrieval_set.question_ids.tolist() == [5, 9]
     assert retrieval_set.questions == ["q5", "q9"]

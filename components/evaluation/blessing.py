@@ -1,6 +1,6 @@
 """Blessing decision: value thresholds, a TF-IDF ratio, NaN checks and regression against a baseline.
 
-The decision reads the metrics dictionary that `evaluator.compute_metrics` builds (the content
+The decision reads the metrics dictionary that `scoring.compute_metrics` builds (the content
 of `metrics.json`). The keys used here are `retrieval.model`, `retrieval.tfidf`,
 `retrieval.baseline_model` (None on the first run), `nan_counts` and, for the finiteness
 check, every number outside `retrieval.baseline_model`.
