@@ -4,9 +4,9 @@ Usage:
   make benchmark ARGS="[--runs 1] [-- <faq-pipeline run flags>]"
   TF_USE_LEGACY_KERAS=1 .venv/bin/python benchmarks/pipeline_benchmark.py [-- --epochs 5]
 
-The run is a subprocess of this script. Memory is sampled every 0.2 s over the whole process
-tree (the CLI and its Beam worker processes) with psutil, so "peak RSS" is the largest sum of
-resident set sizes seen, and a peak shorter than the sampling interval can be missed.
+The run is a subprocess of this script. psutil samples memory every 0.2 s over the whole
+process tree (the CLI and its Beam worker processes). "Peak RSS" is the largest sum of resident
+set sizes seen, so a peak shorter than the sampling interval can be missed.
 Per-component seconds come from the run's ML Metadata executions. Prints a Markdown section.
 """
 
@@ -36,7 +36,7 @@ def _tree_rss(process: psutil.Process) -> int:
         try:
             total += member.memory_info().rss
         except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue  # The process ended between listing and reading: it holds no memory now.
+            continue  # The process ended between listing and reading, so its memory is already free.
     return total
 
 
@@ -69,7 +69,7 @@ def machine_description() -> str:
         with open("/proc/cpuinfo", encoding="utf-8") as file:
             cpu = next(line.split(":", 1)[1].strip() for line in file if line.startswith("model name"))
     except (OSError, StopIteration):
-        pass  # Not Linux: platform's description stands.
+        pass  # Not Linux, so platform.processor() is the best description available.
     memory_gib = psutil.virtual_memory().total / 2**30
     return f"{os.cpu_count()} cores ({cpu}), {memory_gib:.0f} GiB RAM, {platform.platform()}"
 

@@ -22,7 +22,7 @@ DATA_FOLDER = "data"  # Under the pipeline root: one sub-folder per ingested cor
 
 @dataclasses.dataclass
 class LocalRunResult:
-    """What one local run did: ingestion counts, per-component states, and the push outcome."""
+    """Outcome of one local run: ingestion counts, per-component states, and the push."""
 
     ingestion: ingestion.IngestionReport
     components: List[run_summary.ComponentRun]

@@ -80,7 +80,7 @@ def create_pipeline(config: PipelineConfig, *, pipeline_root: str, data_root: Pa
                     beam_pipeline_args: Sequence[str] = (), enable_cache: bool = True) -> tfx.dsl.Pipeline:
     """Return the pipeline: ingest, validate, Transform, Trainer, evaluation, serving check and Pusher.
 
-    `data_root` holds the TFRecord splits written by components.ingestion. Pushed models go to
+    `data_root` contains the TFRecord splits written by components.ingestion. Pushed models go to
     `<serving_model_dir>/<model_name>/<version>`. A RuntimeParameter `serving_model_dir` becomes the
     Pusher's whole `push_destination`, because a RuntimeParameter cannot be a field inside a proto,
     so its value is a PushDestination in JSON (see pipeline/kubeflow_runner.py).
