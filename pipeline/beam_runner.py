@@ -28,6 +28,8 @@ class LocalRunResult:
     components: List[run_summary.ComponentRun]
     push: Optional[run_summary.PushResult]
     signature_names: List[str]
+    evaluation: Optional[run_summary.Blessing]
+    serving_check: Optional[run_summary.Blessing]
     evaluation_uri: Optional[str]
     report_path: Optional[str]
     metadata_path: str
@@ -69,8 +71,10 @@ def run_local(config: PipelineConfig, extra_beam_args: Sequence[str] = ()) -> Lo
     names = signature_names(push.destination) if push and push.pushed else []
     evaluation_uri = run_summary.latest_artifact_uri(store, "ModelEvaluation")
     report = evaluation.report_path(evaluation_uri) if evaluation_uri else None
-    return LocalRunResult(ingestion_report, components, push, names, evaluation_uri, report, metadata_path,
-                          time.time() - started)
+    return LocalRunResult(ingestion_report, components, push, names,
+                          run_summary.latest_blessing(store, "ModelBlessing"),
+                          run_summary.latest_blessing(store, "InfraBlessing"),
+                          evaluation_uri, report, metadata_path, time.time() - started)
 
 
 def format_result(result: LocalRunResult) -> str:
@@ -78,13 +82,18 @@ def format_result(result: LocalRunResult) -> str:
     lines = [result.ingestion.summary(), "Components:"]
     for component in result.components:
         lines.append(f"  {component.component:<20} {component.state:<10} {component.seconds:7.1f} s")
+    if result.evaluation is not None:
+        lines.append(f"Evaluation: {result.evaluation.message or ('blessed' if result.evaluation.blessed else 'NOT blessed')}")
+    if result.serving_check is not None:
+        lines.append(f"Serving check: {'passed' if result.serving_check.blessed else 'FAILED (see the ServingCheck log above)'}")
     if result.push is None:
         lines.append("No Pusher output was recorded.")
     elif result.push.pushed:
         lines.append(f"Pushed model: {result.push.destination}")
         lines.append(f"Signatures: {', '.join(result.signature_names)}")
     else:
-        lines.append("The model was not pushed: it was not blessed. See the Pusher and blessing logs above.")
+        lines.append("The model was NOT pushed, because the evaluation or the serving check did not bless it "
+                     "(see above). Thresholds are flags: see `faq-pipeline run --help`.")
     if result.report_path:
         lines.append(f"Evaluation report: {result.report_path}")
     lines.append(f"Total: {result.seconds:.1f} s; metadata: {result.metadata_path}")

@@ -7,6 +7,7 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 
 import argparse  # noqa: E402
+import logging as python_logging  # noqa: E402
 import sys  # noqa: E402
 import warnings  # noqa: E402
 from typing import List, Optional  # noqa: E402
@@ -22,10 +23,30 @@ from pipeline import kubeflow_commands  # noqa: E402
 warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\..*")
 
 
-def _run(args: argparse.Namespace) -> int:
-    from pipeline import beam_runner  # pylint: disable=import-outside-toplevel  # TFX import takes ~15 s.
+MAX_INFO_LINES = 12  # INFO records longer than this are TFX's protobuf dumps of each node.
+# Beam logs one INFO line per type hint it cannot check, about a hundred per run.
+QUIET_INFO_MODULES = {"native_type_compatibility"}
 
-    config = configs.config_from_arguments(args)
+
+class _LongInfoFilter(python_logging.Filter):
+    """Drop long or known-noisy INFO (and DEBUG) records; warnings and errors always pass.
+
+    TFX logs every node's full IR and artifact protos at INFO, thousands of lines per run, which
+    bury the per-component progress and the blessing verdicts.
+    """
+
+    def filter(self, record: python_logging.LogRecord) -> bool:
+        if record.levelno > python_logging.INFO:
+            return True
+        if record.module in QUIET_INFO_MODULES:
+            return False
+        return record.getMessage().count("\n") < MAX_INFO_LINES
+
+
+def _run(args: argparse.Namespace) -> int:
+    config = configs.config_from_arguments(args)  # Before the slow TFX import, so bad flags fail fast.
+    from pipeline import beam_runner  # pylint: disable=import-outside-toplevel
+
     result = beam_runner.run_local(config, args.beam_args)
     print(beam_runner.format_result(result))
     return 0 if result.push is not None and result.push.pushed else 1
@@ -42,6 +63,8 @@ def _ingest(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="faq-pipeline", description=__doc__)
+    parser.add_argument("--full_logs", action="store_true",
+                        help=f"Also log INFO messages of more than {MAX_INFO_LINES} lines (TFX's protobuf dumps).")
     subparsers = parser.add_subparsers(dest="command", required=True)
 
     run = subparsers.add_parser(
@@ -74,14 +97,15 @@ def main(argv: Optional[List[str]] = None) -> int:
         split = argv.index("--")
         argv, beam_args = argv[:split], argv[split + 1:]
 
-    logging.use_absl_handler()
-    logging.set_verbosity(logging.INFO)
     args = build_parser().parse_args(argv)
     args.beam_args = beam_args
+    logging.use_absl_handler()
+    logging.set_verbosity(logging.INFO)
+    if not args.full_logs:
+        logging.get_absl_handler().addFilter(_LongInfoFilter())
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError) as error:
-        logging.error("%s", error)
         print(f"faq-pipeline: error: {error}", file=sys.stderr)
         return 2
 

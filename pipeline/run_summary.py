@@ -20,6 +20,14 @@ class ComponentRun:
 
 
 @dataclasses.dataclass(frozen=True)
+class Blessing:
+    """The newest blessing artifact of one type: its verdict and, where the component wrote one, why."""
+
+    blessed: bool
+    message: str
+
+
+@dataclasses.dataclass(frozen=True)
 class PushResult:
     """The newest Pusher output: whether it pushed, and where."""
 
@@ -59,6 +67,20 @@ def latest_artifact_uri(store: metadata_store.MetadataStore, type_name: str) -> 
     except errors.NotFoundError:
         return None
     return max(artifacts, key=lambda artifact: artifact.id).uri if artifacts else None
+
+
+def latest_blessing(store: metadata_store.MetadataStore, type_name: str) -> Optional[Blessing]:
+    """Return the newest `type_name` ("ModelBlessing" or "InfraBlessing") artifact's verdict, or None."""
+    try:
+        artifacts = store.get_artifacts_by_type(type_name)
+    except errors.NotFoundError:
+        return None
+    if not artifacts:
+        return None
+    properties = max(artifacts, key=lambda artifact: artifact.id).custom_properties
+    blessed = "blessed" in properties and properties["blessed"].int_value == 1
+    message = properties["blessing_message"].string_value if "blessing_message" in properties else ""
+    return Blessing(blessed, message)
 
 
 def latest_push(store: metadata_store.MetadataStore) -> Optional[PushResult]:
