@@ -100,7 +100,15 @@ def _write_splits(splits: Dict[str, List[corpus.Pair]], output_dir: str) -> None
 
 def ingest(corpus_name: str, data: str, eval_fraction: float, output_base: str,
            max_examples: int = 0, max_field_chars: int = 5000) -> IngestionReport:
-    """Read, validate and split the pairs, and write them under `output_base/<fingerprint>`."""
+    """Read, validate and split the pairs, and write them under `output_base/<fingerprint>`.
+
+    `max_examples` keeps the first N valid pairs (0 keeps all). Fields longer than `max_field_chars`
+    characters are skipped as too_long.
+    """
+    if max_examples < 0:
+        raise ValueError(f"max_examples={max_examples} is invalid: use 0 (keep all pairs) or a positive number.")
+    if max_field_chars < 1:
+        raise ValueError(f"max_field_chars={max_field_chars} is invalid: use a positive number of characters.")
     logging.info("Ingestion: reading %s", data or corpus_name)
     result = corpus.read_pairs(corpus_name, data, max_field_chars)
     pairs = result.pairs[:max_examples] if max_examples else result.pairs

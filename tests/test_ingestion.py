@@ -1,5 +1,6 @@
 """Reading the corpora and user files, skip accounting, and the train/eval split on disk."""
 
+import csv
 import hashlib
 import json
 import os
@@ -157,3 +158,138 @@ def test_ingest_summary_counts(tmp_path):
     assert sum(report.written.values()) == 30
     assert "40 rows read" in report.summary()
     assert "over_max_examples=8" in report.summary()
+
+
+def _assert_every_row_counted(result):
+    assert result.rows_read == len(result.pairs) + sum(result.skipped.values())
+
+
+def test_csv_field_over_csv_module_limit(tmp_path):
+    # Python's csv module raises on fields over 131072 characters unless the limit is raised.
+    content = b"question,answer\nq1,a1\nlong," + b"x" * 200_000 + b"\nq2,a2\n"
+    limit_before = csv.field_size_limit()
+    result = corpus.read_pairs(data=_write(tmp_path / "huge.csv", content))
+    assert [pair.question for pair in result.pairs] == ["q1", "q2"]
+    assert dict(result.skipped) == {"too_long": 1}
+    _assert_every_row_counted(result)
+    assert csv.field_size_limit() == limit_before
+
+
+def test_csv_nul_byte_row_is_skipped(tmp_path, caplog):
+    content = b'question,answer\nq1,a1\nnul \x00 q,a\nq2,"multi\nline \x00 answer"\nq3,a3\n'
+    result = corpus.read_pairs(data=_write(tmp_path / "nul.csv", content))
+    assert [pair.question for pair in result.pairs] == ["q1", "q3"]
+    assert dict(result.skipped) == {"invalid_csv": 2}
+    _assert_every_row_counted(result)
+    assert "nul.csv:3 (invalid_csv)" in caplog.text
+    assert "nul.csv:4-5 (invalid_csv)" in caplog.text
+
+
+def test_csv_nul_bytes_in_header(tmp_path):
+    content = "question,answer\nq,a\n".encode("utf-16-le")
+    with pytest.raises(ValueError, match=r"utf16.csv:1: .*NUL bytes.*UTF-16"):
+        corpus.read_pairs(data=_write(tmp_path / "utf16.csv", content))
+
+
+def test_jsonl_lone_surrogate_escape_is_skipped(tmp_path, caplog):
+    lines = [
+        b'{"question": "q1", "answer": "a1"}',
+        b'{"question": "lone \\ud800", "answer": "x"}',
+        b'{"question": "q2", "answer": "low \\udc80"}',
+        b'{"question": "pair \\ud83d\\ude00", "answer": "a3"}',
+    ]
+    result = corpus.read_pairs(data=_write(tmp_path / "faq.jsonl", b"\n".join(lines)))
+    assert [pair.question for pair in result.pairs] == ["q1", "pair \U0001F600"]
+    assert dict(result.skipped) == {"invalid_utf8": 2}
+    _assert_every_row_counted(result)
+    assert "faq.jsonl:2 (invalid_utf8)" in caplog.text
+    assert "\\ud800" in caplog.text
+
+
+def test_csv_unterminated_quote_is_an_error(tmp_path):
+    content = b'question,answer\nq1,a1\n"open quote,answer\nq2,a2\nq3,a3\n'
+    with pytest.raises(ValueError, match=r"open.csv:3: a quoted field starts on this line .* \(line 5\)"):
+        corpus.read_pairs(data=_write(tmp_path / "open.csv", content))
+
+
+def test_csv_text_after_closing_quote(tmp_path, caplog):
+    # The stray quote on line 3 is closed on line 5, so lines 3-5 are one invalid row.
+    content = b'question,answer\nq1,a1\n"stray quote,answer\nq2,a2\nq3,"quoted" text\nq4,a4\n'
+    result = corpus.read_pairs(data=_write(tmp_path / "stray.csv", content))
+    assert [pair.question for pair in result.pairs] == ["q1", "q4"]
+    assert dict(result.skipped) == {"invalid_csv": 1}
+    _assert_every_row_counted(result)
+    assert "stray.csv:3-5 (invalid_csv)" in caplog.text
+
+
+def test_csv_extra_columns_are_skipped(tmp_path, caplog):
+    content = b"question,answer\nq1,a1\nq2,a2,extra1,extra2\nq3,a3,\n"
+    result = corpus.read_pairs(data=_write(tmp_path / "extra.csv", content))
+    # An empty field after a trailing comma contains no text, so the row is kept.
+    assert [(pair.question, pair.answer) for pair in result.pairs] == [("q1", "a1"), ("q3", "a3")]
+    assert dict(result.skipped) == {"extra_columns": 1}
+    _assert_every_row_counted(result)
+    assert "extra.csv:3 (extra_columns)" in caplog.text
+    assert "Put double quotes around fields that contain commas" in caplog.text
+
+
+def test_csv_extra_header_columns_ignored(tmp_path):
+    content = b"question,answer,category\nq1,a1,billing\nq2,a2\n"
+    result = corpus.read_pairs(data=_write(tmp_path / "category.csv", content))
+    assert [(pair.question, pair.answer) for pair in result.pairs] == [("q1", "a1"), ("q2", "a2")]
+    _assert_every_row_counted(result)
+
+
+def test_csv_with_utf8_bom(tmp_path):
+    content = b'\xef\xbb\xbfquestion,answer\n"q1","a1"\n'
+    result = corpus.read_pairs(data=_write(tmp_path / "bom.csv", content))
+    assert [(pair.question, pair.answer) for pair in result.pairs] == [("q1", "a1")]
+    _assert_every_row_counted(result)
+
+
+def test_csv_header_errors(tmp_path):
+    with pytest.raises(ValueError, match=r"contains ';' but no comma.*comma-separated"):
+        corpus.read_pairs(data=_write(tmp_path / "semicolon.csv", b"question;answer\nq;a\n"))
+    with pytest.raises(ValueError, match=r"dup.csv:1: the CSV header names 'question' in columns \[1, 3\]"):
+        corpus.read_pairs(data=_write(tmp_path / "dup.csv", b"question,answer,question\nq,a,\n"))
+    with pytest.raises(ValueError, match=r"empty.csv is empty: the first line must be the header"):
+        corpus.read_pairs(data=_write(tmp_path / "empty.csv", b""))
+    with pytest.raises(ValueError, match=r"No question/answer rows in .*header.csv"):
+        corpus.read_pairs(data=_write(tmp_path / "header.csv", b"question,answer\n"))
+
+
+def test_json_array_file(tmp_path, caplog):
+    rows = [{"question": "q1", "answer": "a1"}, {"question": "q2"}, ["q3", "a3"], {"question": "q4", "answer": "a4"}]
+    path = _write(tmp_path / "faq.json", b"\xef\xbb\xbf" + json.dumps(rows, indent=2).encode())
+    result = corpus.read_pairs(data=path)
+    assert [(pair.question, pair.answer) for pair in result.pairs] == [("q1", "a1"), ("q4", "a4")]
+    assert dict(result.skipped) == {"missing_field": 1, "wrong_type": 1}
+    _assert_every_row_counted(result)
+    assert "faq.json: array item 1 (missing_field)" in caplog.text
+
+
+def test_json_file_with_json_lines(tmp_path):
+    path = _write(tmp_path / "lines.json", b'{"question": "q1", "answer": "a1"}\n{"question": "q2", "answer": "a2"}\n')
+    result = corpus.read_pairs(data=path)
+    assert [pair.question for pair in result.pairs] == ["q1", "q2"]
+    _assert_every_row_counted(result)
+
+
+def test_json_array_errors(tmp_path):
+    with pytest.raises(ValueError, match=r"broken.json:4:1: invalid JSON .*one JSON array of objects"):
+        corpus.read_pairs(data=_write(tmp_path / "broken.json", b'[\n{"question": "q", "answer": "a"}\n\n'))
+    with pytest.raises(ValueError, match=r"latin1.json:2: byte 0xe9 is not valid UTF-8"):
+        corpus.read_pairs(data=_write(tmp_path / "latin1.json", b'[\n{"question": "caf\xe9", "answer": "a"}]'))
+    with pytest.raises(ValueError, match="one JSON object per line"):
+        corpus.read_pairs(data=_write(tmp_path / "pretty.json", b'{\n  "question": "q",\n  "answer": "a"\n}\n'))
+
+
+def test_ingest_rejects_invalid_limits(tmp_path):
+    data = _write(tmp_path / "faq.csv", b"question,answer\n" + b"".join(f"q{i},a{i}\n".encode() for i in range(20)))
+    with pytest.raises(ValueError, match=r"max_examples=-5 is invalid"):
+        ingestion.ingest("", data, 0.3, str(tmp_path / "out"), max_examples=-5)
+    with pytest.raises(ValueError, match=r"max_field_chars=0 is invalid"):
+        ingestion.ingest("", data, 0.3, str(tmp_path / "out"), max_field_chars=0)
+    with pytest.raises(ValueError, match=r"max_field_chars=-1 is invalid"):
+        corpus.read_pairs(data=data, max_field_chars=-1)
+    assert not os.path.exists(tmp_path / "out")
