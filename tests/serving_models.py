@@ -90,6 +90,10 @@ class FixtureModel(tf.Module):
             embedding = tf.concat([embedding, embedding[:, :1]], axis=1)
         return {"embedding": embedding}
 
+    @tf.function(input_signature=[_STRING_VECTOR])
+    def echo(self, text):
+        return {"text": tf.identity(text)}
+
     @tf.function(input_signature=[_STRING_VECTOR, _STRING_VECTOR])
     def decode(self, question, answer):
         # Target ids: answer tokens hashed into the non-reserved ids, then END, padded with PAD.
@@ -125,14 +129,21 @@ def save_fixture_model(
     shift: int = 0,
     defect: str | None = None,
     answer_bank=DEFAULT_ANSWER_BANK,
+    echo_signature: bool = False,
 ) -> str:
-    """Save a fixture SavedModel with `assets.extra/answer_bank.jsonl` and return export_dir."""
+    """Save a fixture SavedModel with `assets.extra/answer_bank.jsonl` and return export_dir.
+
+    echo_signature=True adds an "echo" signature that returns its string input `text`
+    unchanged, so tests can see the exact bytes that reach the model.
+    """
     module = FixtureModel(shift=shift, defect=defect)
     signatures = {
         "encode_question": module.encode_question,
         "encode_answer": module.encode_answer,
         "decode": module.decode,
     }
+    if echo_signature:
+        signatures["echo"] = module.echo
     tf.saved_model.save(module, export_dir, signatures=signatures)
 
     extra_dir = os.path.join(export_dir, "assets.extra")

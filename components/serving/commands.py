@@ -72,6 +72,7 @@ def run_serve(args: argparse.Namespace) -> int:
         command = launcher.build_command(
             args.model_base_path, args.model_name, args.port, args.rest_api_port, args.host,
             args.file_system_poll_wait_seconds, args.grpc_channel_arguments, binary,
+            args.rest_api_timeout_in_ms,
         )
         logging.info("Executing %s", " ".join(command))
         os.execv(binary, command)

@@ -44,6 +44,7 @@ def build_command(
     poll_wait_seconds: float = 1.0,
     grpc_channel_arguments: str = "",
     binary: Optional[str] = None,
+    rest_api_timeout_in_ms: Optional[int] = None,
 ) -> List[str]:
     """Return the server command line. binary=None selects the Python server of this package."""
     flags = [
@@ -55,6 +56,8 @@ def build_command(
     ]
     if grpc_channel_arguments:
         flags.append(f"--grpc_channel_arguments={grpc_channel_arguments}")
+    if rest_api_timeout_in_ms is not None:
+        flags.append(f"--rest_api_timeout_in_ms={rest_api_timeout_in_ms}")
 
     if binary is None:
         return [sys.executable, "-m", "components.serving.server", f"--host={host}"] + flags
@@ -85,6 +88,7 @@ class ServerProcess:
         grpc_channel_arguments: str = "",
         log_path: Optional[str] = None,
         use_official_binary: Optional[bool] = None,
+        rest_api_timeout_in_ms: Optional[int] = None,
     ):
         """Configure the server. port=None picks a free port, rest_api_port=None picks one, 0 disables REST.
 
@@ -104,7 +108,7 @@ class ServerProcess:
         self.binary = binary
         self.command = build_command(
             model_base_path, model_name, self.port, self.rest_api_port, host,
-            poll_wait_seconds, grpc_channel_arguments, binary,
+            poll_wait_seconds, grpc_channel_arguments, binary, rest_api_timeout_in_ms,
         )
         self.process: Optional[subprocess.Popen] = None
         self._log_file = None

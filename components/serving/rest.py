@@ -3,14 +3,21 @@
 Routes: GET /v1/models/<name>[/versions/<v>] (status), GET .../metadata, and
 POST .../<name>[/versions/<v>]:predict with the row (`instances`) or columnar (`inputs`)
 request format. Errors are `{"error": message}` with the HTTP status of the gRPC code.
+
+Each connection has a socket timeout, and shutdown drains connections with a deadline
+(RestServer.drain), so a slow or idle client cannot hold a thread or stop the server from exiting.
 """
 
 import base64
 import json
 import re
+import socket
+import sys
+import threading
+import time
 from http.server import BaseHTTPRequestHandler
 from http.server import ThreadingHTTPServer
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import grpc
 import numpy as np
@@ -39,18 +46,109 @@ _NUMPY_BY_DTYPE = {
 }
 
 
-def build_rest_server(registry: ModelRegistry, host: str, port: int) -> ThreadingHTTPServer:
-    """Bind the REST server. The caller runs serve_forever and later shutdown and server_close."""
+# Largest request body the REST API reads. A larger Content-Length gets HTTP 413.
+MAX_BODY_BYTES = 32 << 20
+
+# Default of --rest_api_timeout_in_ms (30000 ms).
+DEFAULT_TIMEOUT_SECONDS = 30.0
+
+_CONTENT_LENGTH = re.compile(r"[0-9]+")
+_BODY_CHUNK_BYTES = 1 << 16
+
+
+def build_rest_server(
+    registry: ModelRegistry, host: str, port: int, timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
+) -> "RestServer":
+    """Bind the REST server. The caller runs serve_forever, then shutdown, drain and server_close.
+
+    timeout_seconds bounds each wait for data from a client and the whole read of a request body.
+    """
 
     class Handler(RestHandler):
         pass
 
     Handler.registry = registry
-    server = ThreadingHTTPServer((host, port), Handler)
-    # Join handler threads on server_close, so shutdown drains in-flight requests.
-    server.daemon_threads = False
-    server.block_on_close = True
-    return server
+    Handler.timeout = timeout_seconds
+    return RestServer((host, port), Handler)
+
+
+class RestServer(ThreadingHTTPServer):
+    """ThreadingHTTPServer that tracks its connections, so shutdown can drain them with a deadline."""
+
+    # Handler threads are daemons and server_close does not join them, so a request still
+    # running after the drain deadline cannot keep the process alive.
+    daemon_threads = True
+    block_on_close = False
+
+    def __init__(self, address, handler_class):
+        super().__init__(address, handler_class)
+        self._condition = threading.Condition()
+        # Open connections, each mapped to True while a request is read or handled.
+        self._connections: Dict[socket.socket, bool] = {}
+        self._draining = False
+
+    @property
+    def draining(self) -> bool:
+        return self._draining
+
+    def track(self, connection: socket.socket) -> None:
+        with self._condition:
+            self._connections[connection] = False
+            if self._draining:
+                _shutdown_socket(connection, socket.SHUT_RD)
+
+    def set_busy(self, connection: socket.socket, busy: bool) -> None:
+        with self._condition:
+            if connection in self._connections:
+                self._connections[connection] = busy
+            self._condition.notify_all()
+
+    def untrack(self, connection: socket.socket) -> None:
+        with self._condition:
+            self._connections.pop(connection, None)
+            self._condition.notify_all()
+
+    def drain(self, deadline_seconds: float) -> None:
+        """Close idle connections, wait up to deadline_seconds for requests in flight, then close all.
+
+        Call after shutdown(), so no new connection is accepted. A connection that finishes
+        a request during the drain gets `Connection: close` and is closed after the response.
+        """
+        deadline = time.monotonic() + deadline_seconds
+        with self._condition:
+            self._draining = True
+            idle = [connection for connection, busy in self._connections.items() if not busy]
+            # SHUT_RD wakes a handler blocked reading the next request and lets it see end
+            # of stream. The write side stays open for a response already being written.
+            for connection in idle:
+                _shutdown_socket(connection, socket.SHUT_RD)
+            while self._connections and time.monotonic() < deadline:
+                self._condition.wait(deadline - time.monotonic())
+            remaining = list(self._connections)
+
+        for connection in remaining:
+            _shutdown_socket(connection, socket.SHUT_RDWR)
+        if remaining:
+            logging.warning(
+                "Closed %d REST connection(s) whose requests did not finish within the %.0f s drain.",
+                len(remaining), deadline_seconds,
+            )
+        logging.info("Closed %d idle REST connection(s) for shutdown.", len(idle))
+
+    def handle_error(self, request, client_address):
+        error = sys.exc_info()[1]
+        if isinstance(error, OSError):
+            # A client that disconnects or times out mid-response is routine for a server.
+            logging.warning("REST connection from %s failed: %r", client_address[0], error)
+        else:
+            logging.exception("REST connection from %s failed with an internal error.", client_address[0])
+
+
+def _shutdown_socket(connection: socket.socket, how: int) -> None:
+    try:
+        connection.shutdown(how)
+    except OSError:
+        pass  # The client already closed the connection.
 
 
 class RestHandler(BaseHTTPRequestHandler):
@@ -58,6 +156,31 @@ class RestHandler(BaseHTTPRequestHandler):
 
     registry: ModelRegistry = None
     protocol_version = "HTTP/1.1"
+    # Socket timeout in seconds, set by build_rest_server. StreamRequestHandler.setup applies it.
+    timeout = DEFAULT_TIMEOUT_SECONDS
+
+    def setup(self):
+        super().setup()
+        self.server.track(self.connection)
+
+    def finish(self):
+        try:
+            super().finish()
+        finally:
+            self.server.untrack(self.connection)
+
+    def parse_request(self) -> bool:
+        # Called once the request line is read, so the connection is no longer idle.
+        self.server.set_busy(self.connection, True)
+        return super().parse_request()
+
+    def handle_one_request(self):
+        try:
+            super().handle_one_request()
+        finally:
+            self.server.set_busy(self.connection, False)
+        if self.server.draining:
+            self.close_connection = True
 
     def do_GET(self):
         self._dispatch("GET")
@@ -70,6 +193,8 @@ class RestHandler(BaseHTTPRequestHandler):
 
     def _dispatch(self, http_method: str) -> None:
         body = self._read_body()
+        if body is None:
+            return
         match = _ROUTE.match(self.path.split("?", 1)[0])
         try:
             if match is None:
@@ -104,15 +229,74 @@ class RestHandler(BaseHTTPRequestHandler):
             return
         self._send_json(200, payload)
 
-    def _read_body(self) -> bytes:
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
+    def _read_body(self) -> Optional[bytes]:
+        """Read the body that Content-Length announces, or send an error, close and return None.
+
+        After an error the end of the body is unknown, so the connection cannot be reused.
+        """
+        if "Transfer-Encoding" in self.headers:
+            return self._reject_body(
+                501, "Transfer-Encoding is not supported; send the body with a Content-Length header."
+            )
+        values = [value.strip() for value in self.headers.get_all("Content-Length") or []]
+        if not values:
+            if self.command == "POST":
+                return self._reject_body(411, "POST requests need a Content-Length header.")
+            return b""
+        if len(set(values)) != 1 or not _CONTENT_LENGTH.fullmatch(values[0]):
+            return self._reject_body(
+                400, f"Invalid Content-Length {values}; expected one non-negative integer number of bytes."
+            )
+        length = int(values[0])
+        if length > MAX_BODY_BYTES:
+            return self._reject_body(
+                413, f"Request body of {length} bytes is larger than the maximum of {MAX_BODY_BYTES} bytes."
+            )
+
+        chunks = []
+        received = 0
+        deadline = time.monotonic() + self.timeout
+        try:
+            while received < length:
+                time_left = deadline - time.monotonic()
+                if time_left <= 0:
+                    raise TimeoutError
+                self.connection.settimeout(time_left)
+                chunk = self.rfile.read1(min(length - received, _BODY_CHUNK_BYTES))
+                if not chunk:
+                    return self._reject_body(
+                        400, f"Request body ended after {received} of the {length} bytes in Content-Length."
+                    )
+                chunks.append(chunk)
+                received += len(chunk)
+        except TimeoutError:
+            return self._reject_body(
+                408,
+                f"Timed out after {self.timeout:g} s reading the request body: received {received} "
+                f"of the {length} bytes in Content-Length.",
+            )
+        finally:
+            self.connection.settimeout(self.timeout)
+        return b"".join(chunks)
+
+    def _reject_body(self, status: int, message: str) -> None:
+        logging.warning("REST %s %s from %s rejected with HTTP %d: %s",
+                        self.command, self.path, self.client_address[0], status, message)
+        self.close_connection = True
+        try:
+            self._send_json(status, {"error": message})
+        except OSError as error:
+            logging.warning("Could not send HTTP %d to %s: %r", status, self.client_address[0], error)
+        return None
 
     def _send_json(self, status: int, payload) -> None:
         data = json.dumps(payload).encode("utf-8")
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
+        if self.close_connection or self.server.draining:
+            self.close_connection = True
+            self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(data)
 
@@ -208,7 +392,8 @@ def _columns_from_instances(instances, signature_def) -> Dict[str, List]:
     if not isinstance(instances, list) or not instances:
         raise invalid_argument("'instances' must be a non-empty JSON list.")
 
-    if not all(isinstance(row, dict) for row in instances):
+    # TF Serving reads an object whose only key is "b64" as a binary value, not as a named input.
+    if not all(isinstance(row, dict) and not _is_b64(row) for row in instances):
         return {_single_input_name(signature_def): instances}
 
     names = set(instances[0])
@@ -275,7 +460,14 @@ def _to_array(alias: str, value, dtype: int) -> np.ndarray:
 
 def _to_bytes(alias: str, leaf) -> bytes:
     if isinstance(leaf, str):
-        return leaf.encode("utf-8")
+        try:
+            return leaf.encode("utf-8")
+        except UnicodeEncodeError as error:
+            # JSON escapes such as "\ud800" decode to lone surrogates, which UTF-8 cannot encode.
+            raise invalid_argument(
+                f"Input '{alias}' has a string that is not valid Unicode ({error}); send bytes "
+                'that are not UTF-8 as {"b64": "<base64>"}.'
+            ) from error
     if _is_b64(leaf):
         try:
             return base64.b64decode(leaf["b64"], validate=True)

@@ -12,6 +12,7 @@ from typing import Dict, Mapping, Optional, Sequence
 import grpc
 import numpy as np
 import tensorflow as tf
+from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2
@@ -72,7 +73,7 @@ class Servable:
         """Run one signature on numpy inputs and return the requested outputs as numpy arrays."""
         key = self.resolve_signature(signature_name)
         signature_def = self.signature_defs[key]
-        _check_input_names(signature_def, inputs)
+        check_input_names(signature_def, inputs)
         output_names = _select_outputs(signature_def, output_filter)
 
         feeds = {
@@ -87,7 +88,8 @@ class Servable:
         return {alias: outputs[alias].numpy() for alias in output_names}
 
 
-def _check_input_names(signature_def: meta_graph_pb2.SignatureDef, inputs: Mapping) -> None:
+def check_input_names(signature_def: meta_graph_pb2.SignatureDef, inputs: Mapping) -> None:
+    """Raise INVALID_ARGUMENT unless the input names are exactly the signature's inputs."""
     request_inputs = set(inputs)
     signature_inputs = set(signature_def.inputs)
     if request_inputs == signature_inputs:
@@ -143,6 +145,28 @@ def _to_tensor(alias: str, array: np.ndarray, tensor_info: meta_graph_pb2.Tensor
             f"{expected_shape} (-1 is any size)."
         )
     return tf.constant(array, dtype=expected_dtype)
+
+
+def check_input_proto(alias: str, proto, tensor_info: meta_graph_pb2.TensorInfo) -> None:
+    """Check a request TensorProto's dtype and declared shape against the signature input.
+
+    Reads only the proto's dtype and shape fields, so a request that declares a huge
+    shape is rejected before anything of that size is allocated.
+    """
+    if proto.dtype != tensor_info.dtype:
+        expected = types_pb2.DataType.Name(tensor_info.dtype)
+        actual = types_pb2.DataType.Name(proto.dtype) if proto.dtype in types_pb2.DataType.values() else proto.dtype
+        raise invalid_argument(f"Expects input '{alias}' to be {expected} but {actual} is provided.")
+
+    expected_shape = _shape_of(tensor_info)
+    if proto.tensor_shape.unknown_rank or expected_shape is None:
+        return
+    declared = [dim.size for dim in proto.tensor_shape.dim]
+    if not _shape_compatible(declared, expected_shape):
+        raise invalid_argument(
+            f"Input '{alias}' has shape {declared} but the signature expects "
+            f"{expected_shape} (-1 is any size)."
+        )
 
 
 def _dtype_of(array: np.ndarray) -> Optional[tf.dtypes.DType]:

@@ -29,8 +29,11 @@ from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from components.serving import rest
+from components.serving import tensors
 from components.serving.errors import ServingError
 from components.serving.errors import invalid_argument
+from components.serving.servable import check_input_names
+from components.serving.servable import check_input_proto
 from components.serving.servable import describe_inputs
 from components.serving.versions import ModelRegistry
 from components.serving.versions import VersionManager
@@ -39,7 +42,8 @@ from components.serving.server_flags import parse_channel_arguments
 
 SIGNATURE_DEF_FIELD = "signature_def"
 
-# Seconds that SIGTERM waits for in-flight gRPC requests before cancelling them.
+# Seconds that SIGTERM waits for in-flight gRPC and REST requests before cancelling them.
+# gRPC and REST drain at the same time, so the whole drain takes at most this long.
 SHUTDOWN_GRACE_SECONDS = 30.0
 
 _SIGNAL_POLL_SECONDS = 0.2
@@ -83,9 +87,11 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         inputs = {}
         try:
             servable = self._registry.get(spec.name, requested_version(spec))
-            for alias, proto in request.inputs.items():
-                inputs[alias] = _parse_tensor(alias, proto)
             signature = servable.resolve_signature(spec.signature_name)
+            signature_def = servable.signature_defs[signature]
+            check_input_names(signature_def, request.inputs)
+            for alias, proto in request.inputs.items():
+                inputs[alias] = _parse_tensor(alias, proto, signature_def.inputs[alias])
             outputs = servable.predict(signature, inputs, list(request.output_filter))
         except ServingError as error:
             _abort(context, "Predict", spec, error, f"inputs=[{describe_inputs(inputs)}]")
@@ -168,11 +174,16 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
         _abort(context, "HandleReloadConfigRequest", predict_pb2.PredictRequest().model_spec, error)
 
 
-def _parse_tensor(alias: str, proto) -> np.ndarray:
+def _parse_tensor(alias: str, proto, tensor_info) -> np.ndarray:
+    """Convert a request TensorProto to numpy after checking it without allocating its shape.
+
+    String values stay the bytes that were sent, so invalid UTF-8 reaches the model unchanged.
+    """
+    check_input_proto(alias, proto, tensor_info)
     try:
-        return tf.make_ndarray(proto)
-    except (TypeError, ValueError) as error:
-        raise invalid_argument(f"tensor parsing error: {alias} ({error})") from error
+        return tensors.make_ndarray(proto, name=f"Input '{alias}'")
+    except ValueError as error:
+        raise invalid_argument(f"tensor parsing error: {error}") from error
 
 
 def _check_metadata_fields(fields: Sequence[str]) -> None:
@@ -223,7 +234,9 @@ def serve(args: argparse.Namespace) -> int:
 
     rest_server = None
     if args.rest_api_port:
-        rest_server = rest.build_rest_server(registry, args.host, args.rest_api_port)
+        rest_server = rest.build_rest_server(
+            registry, args.host, args.rest_api_port, args.rest_api_timeout_in_ms / 1000.0
+        )
         threading.Thread(target=rest_server.serve_forever, name="rest", daemon=True).start()
         logging.info("Started REST server at %s:%d.", args.host, rest_server.server_address[1])
 
@@ -235,10 +248,12 @@ def serve(args: argparse.Namespace) -> int:
         "Received %s; draining in-flight requests (up to %.0f s).",
         signal.Signals(received_signals[0]).name, SHUTDOWN_GRACE_SECONDS,
     )
+    grpc_stopped = grpc_server.stop(SHUTDOWN_GRACE_SECONDS)
     if rest_server is not None:
         rest_server.shutdown()
+        rest_server.drain(SHUTDOWN_GRACE_SECONDS)
         rest_server.server_close()
-    grpc_server.stop(SHUTDOWN_GRACE_SECONDS).wait()
+    grpc_stopped.wait()
     registry.stop()
     logging.info("Server stopped.")
     return 0

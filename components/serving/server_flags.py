@@ -13,6 +13,13 @@ def add_server_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--rest_api_port", type=int, default=8501, help="REST port (default 8501); 0 disables REST."
     )
+    parser.add_argument(
+        "--rest_api_timeout_in_ms",
+        type=_positive_int,
+        default=30000,
+        help="REST timeout in milliseconds (default 30000) for each wait for client data and "
+        "for reading a whole request body.",
+    )
     parser.add_argument("--host", default="127.0.0.1", help="Address to bind (default 127.0.0.1).")
     parser.add_argument("--model_name", default="faq", help="Model name in requests (default faq).")
     parser.add_argument(
@@ -35,6 +42,13 @@ def add_server_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--grpc_max_threads", type=int, default=16, help="gRPC worker threads (default 16)."
     )
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive integer")
+    return value
 
 
 def parse_channel_arguments(text: str) -> List[Tuple[str, object]]:

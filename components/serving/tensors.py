@@ -5,6 +5,8 @@ only grpc, tensorflow-serving-api and numpy. The protos come from tensorflow-ser
 which itself imports the `tensorflow` package for the `tensorflow.core` protos.
 """
 
+from typing import List
+
 import numpy as np
 from tensorflow.core.framework import tensor_pb2
 from tensorflow.core.framework import tensor_shape_pb2
@@ -19,6 +21,10 @@ _NUMPY_BY_DTYPE = {
     types_pb2.DT_BOOL: (np.bool_, "bool_val"),
     types_pb2.DT_STRING: (np.object_, "string_val"),
 }
+
+# Largest element count that a single value may be broadcast to. Every other tensor
+# carries one value per element in the message, so gRPC's message size bounds its size.
+MAX_BROADCAST_ELEMENTS = 1 << 16
 
 _DTYPE_BY_NUMPY = {
     np.dtype(np.float32): types_pb2.DT_FLOAT,
@@ -62,20 +68,68 @@ def make_tensor_proto(values) -> tensor_pb2.TensorProto:
     return tensor_pb2.TensorProto(dtype=dtype, tensor_shape=shape, tensor_content=content)
 
 
-def make_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
-    """Convert a TensorProto to a numpy array. Strings become an object array of bytes.
+def validate_tensor_proto(proto: tensor_pb2.TensorProto, name: str = "TensorProto") -> List[int]:
+    """Check that proto's values fill its shape, without building the array, and return the shape.
 
-    Reads `tensor_content` or the typed value field. A typed field with one value and a
-    larger shape is broadcast, as TensorFlow does.
+    Accepts `tensor_content` of exactly size * itemsize bytes, exactly one typed value per
+    element, or one typed value to fill a shape of at most MAX_BROADCAST_ELEMENTS elements.
+    Raises ValueError naming `name`, the declared shape and the number of values.
+
+    NOTE: TensorFlow pads a typed value field that is shorter than the shape by repeating
+    its last value, and fills an empty one with zeros (FromProtoField in
+    tensorflow/core/framework/tensor.cc, and MakeNdarray in TF 2.16's tensor_util.py).
+    This check is stricter and rejects every count other than size and 1, because
+    padding hides a client bug.
     """
     if proto.dtype not in _NUMPY_BY_DTYPE:
-        raise ValueError(f"Unsupported tensor dtype {dtype_name(proto.dtype)}.")
+        raise ValueError(f"{name} has unsupported dtype {dtype_name(proto.dtype)}.")
+    if proto.tensor_shape.unknown_rank:
+        raise ValueError(f"{name} has a shape of unknown rank; send a fully defined shape.")
+    shape = [dim.size for dim in proto.tensor_shape.dim]
+    if any(size < 0 for size in shape):
+        raise ValueError(f"{name} has shape {shape} with a negative size; send a fully defined shape.")
+    size = 1
+    for dim_size in shape:
+        size *= dim_size  # Python integers, so a huge declared shape cannot overflow.
 
     numpy_dtype, field = _NUMPY_BY_DTYPE[proto.dtype]
-    shape = [dim.size for dim in proto.tensor_shape.dim]
-    size = int(np.prod(shape, dtype=np.int64))
+    if proto.tensor_content:
+        if proto.dtype == types_pb2.DT_STRING:
+            raise ValueError(f"{name} is DT_STRING with tensor_content; send the strings in string_val.")
+        itemsize = np.dtype(numpy_dtype).itemsize
+        if len(proto.tensor_content) != size * itemsize:
+            raise ValueError(
+                f"{name} has shape {shape} ({size} elements of {itemsize} bytes) but "
+                f"{len(proto.tensor_content)} bytes of tensor_content."
+            )
+        return shape
 
-    if proto.tensor_content and proto.dtype != types_pb2.DT_STRING:
+    count = len(getattr(proto, field))
+    if count == size:
+        return shape
+    if count == 1 and size <= MAX_BROADCAST_ELEMENTS:
+        return shape
+    if count == 1:
+        raise ValueError(
+            f"{name} has shape {shape} ({size} elements) and 1 value in {field}; one value "
+            f"fills at most {MAX_BROADCAST_ELEMENTS} elements, so send {size} values."
+        )
+    raise ValueError(
+        f"{name} has shape {shape} ({size} elements) but {count} values in {field}; send "
+        f"{size} values, or 1 value to fill the shape."
+    )
+
+
+def make_ndarray(proto: tensor_pb2.TensorProto, name: str = "TensorProto") -> np.ndarray:
+    """Convert a TensorProto to a numpy array. Strings become an object array of bytes.
+
+    Runs validate_tensor_proto first, so a malformed proto raises ValueError before any
+    memory for its declared shape is allocated. Bytes are returned as sent, never decoded.
+    """
+    shape = validate_tensor_proto(proto, name)
+    numpy_dtype, field = _NUMPY_BY_DTYPE[proto.dtype]
+
+    if proto.tensor_content:
         flat = np.frombuffer(proto.tensor_content, dtype=np.dtype(numpy_dtype).newbyteorder("<"))
         return flat.astype(numpy_dtype).reshape(shape)
 
@@ -86,17 +140,9 @@ def make_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
     else:
         flat = np.asarray(values, dtype=numpy_dtype)
 
-    if len(flat) == size:
-        return flat.reshape(shape)
-    if len(flat) == 1:
+    if len(flat) == 1 and flat.size != int(np.prod(shape, dtype=np.int64)):
         return np.full(shape, flat[0], dtype=flat.dtype)
-    if len(flat) == 0:
-        # An empty value field means every element has the default value of the dtype.
-        default = b"" if proto.dtype == types_pb2.DT_STRING else numpy_dtype(0)
-        return np.full(shape, default, dtype=flat.dtype)
-    raise ValueError(
-        f"TensorProto has {len(flat)} values in {field} but its shape {shape} needs {size}."
-    )
+    return flat.reshape(shape)
 
 
 def _to_bytes(item) -> bytes:

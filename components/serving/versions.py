@@ -24,6 +24,10 @@ _DATA_SHARD = re.compile(r"^variables\.data-(\d{5})-of-(\d{5})$")
 # Seconds between the two start-up scans that establish a stable file listing.
 _STARTUP_SETTLE_SECONDS = 0.2
 
+# Minimum seconds between two warnings that the model base path is missing, because the
+# poll repeats the check every --file_system_poll_wait_seconds.
+MISSING_BASE_PATH_WARNING_SECONDS = 60.0
+
 
 def list_version_dirs(base_path: str) -> Dict[int, str]:
     """Return {version: path} for the integer-named sub-folders of base_path."""
@@ -102,6 +106,7 @@ class VersionManager:
         self._skip_reasons: Dict[int, str] = {}
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
+        self._missing_warned_at: Optional[float] = None
 
     def start(self) -> None:
         """Scan at start-up, then poll in a daemon thread every poll_wait_seconds (0 = never)."""
@@ -147,6 +152,7 @@ class VersionManager:
         A version that fails to load is skipped in favour of the next lower one, so a broken
         new folder never leaves the model without a served version.
         """
+        self._warn_if_base_path_missing()
         on_disk = list_version_dirs(self.base_path)
         loaded = self.loaded_versions()
         # A loaded version stays a candidate while its folder exists, even if its files change.
@@ -167,6 +173,36 @@ class VersionManager:
 
         stale = [version for version in self.loaded_versions() if version != served]
         self._unload(stale)
+
+    def _warn_if_base_path_missing(self) -> None:
+        """Log a warning at most once per MISSING_BASE_PATH_WARNING_SECONDS while base_path is missing."""
+        if os.path.isdir(self.base_path):
+            if self._missing_warned_at is not None:
+                logging.info("Model base path %s exists now.", self.base_path)
+                self._missing_warned_at = None
+            return
+
+        now = time.monotonic()
+        recently_warned = (
+            self._missing_warned_at is not None
+            and now - self._missing_warned_at < MISSING_BASE_PATH_WARNING_SECONDS
+        )
+        if recently_warned:
+            return
+        self._missing_warned_at = now
+        if self.poll_wait_seconds > 0:
+            next_step = (
+                f"The server keeps polling every {self.poll_wait_seconds} s and repeats this "
+                f"warning at most every {MISSING_BASE_PATH_WARNING_SECONDS:.0f} s."
+            )
+        else:
+            next_step = "Polling is off (--file_system_poll_wait_seconds=0), so restart the server afterwards."
+        logging.warning(
+            "Model base path %s does not exist or is not a folder, so model %s has no version "
+            "to serve. Create it with integer version sub-folders (for example %s) or fix "
+            "--model_base_path. %s",
+            self.base_path, self.model_name, os.path.join(self.base_path, "1"), next_step,
+        )
 
     def _loadable_versions(self, on_disk: Dict[int, str]) -> List[int]:
         loadable = []
