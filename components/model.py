@@ -55,6 +55,30 @@ class RankingLoss(tf_keras.layers.Layer):
         return {**super().get_config(), "margin": self.margin}
 
 
+class MaskedGlobalMaxPooling(tf_keras.layers.Layer):
+    """Max over the unmasked time steps, [N, T, d] -> [N, d]. A sequence with no unmasked step pools to zeros.
+
+    GlobalMaxPooling1D in tf_keras 2.16 ignores the mask, so values at padding positions would
+    enter the max.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True
+
+    def call(self, inputs, mask=None):
+        if mask is None:
+            return tf.reduce_max(inputs, axis=1)
+        mask = tf.cast(mask, tf.bool)
+        lowest = tf.fill(tf.shape(inputs), inputs.dtype.min)
+        pooled = tf.reduce_max(tf.where(mask[:, :, None], inputs, lowest), axis=1)
+        has_steps = tf.reduce_any(mask, axis=1, keepdims=True)
+        return tf.where(has_steps, pooled, tf.zeros_like(pooled))
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
+
 def masked_sequence_loss(target_ids: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
     """Sparse softmax cross-entropy per sequence [N], averaged over non-padding target positions.
 
@@ -114,18 +138,28 @@ def _ids_input(name: str) -> tf_keras.Input:
 
 
 def build_encoders(sizes: ModelSizes):
-    """Build the question and answer encoders over one shared Embedding and LSTM."""
+    """Build the question and answer encoders over one shared Embedding and LSTM.
+
+    Each encoder max-pools the LSTM outputs over the tokens, so a word shared by a question and
+    an answer tends to raise the same features on both sides. The question side's Dense layer
+    starts as the identity, so before training both encoders compute the same function and
+    ranking starts from word overlap instead of from random projections.
+    """
     embedding = tf_keras.layers.Embedding(sizes.vocab_size, sizes.embedding_dim, mask_zero=True,
                                           name="matching_embedding")
-    lstm = tf_keras.layers.LSTM(sizes.encoder_units, name="matching_lstm")
+    lstm = tf_keras.layers.LSTM(sizes.encoder_units, return_sequences=True, name="matching_lstm")
+    pooling = MaskedGlobalMaxPooling(name="matching_max_pooling")
+
+    def encode(ids):
+        return pooling(lstm(embedding(ids)))
 
     answer_ids = _ids_input("answer_ids")
-    answer_encoder = tf_keras.Model(answer_ids, lstm(embedding(answer_ids)), name="answer_encoder")
+    answer_encoder = tf_keras.Model(answer_ids, encode(answer_ids), name="answer_encoder")
 
     question_ids = _ids_input("question_ids")
-    question_vector = tf_keras.layers.Dense(sizes.encoder_units, name="question_projection")(
-        lstm(embedding(question_ids)))
-    question_encoder = tf_keras.Model(question_ids, question_vector, name="question_encoder")
+    projection = tf_keras.layers.Dense(sizes.encoder_units, kernel_initializer="identity",
+                                       name="question_projection")
+    question_encoder = tf_keras.Model(question_ids, projection(encode(question_ids)), name="question_encoder")
     return question_encoder, answer_encoder
 
 

@@ -33,6 +33,7 @@ DECODER_INPUT_IDS = "decoder_input_ids"
 DECODER_TARGET_IDS = "decoder_target_ids"
 ANSWER_KEY_ID = "answer_key"  # int64 per row; rows with equal keys share the answer text.
 ANSWER_TEXT = "answer_text"  # The raw answer, passed through for the Trainer's answer bank.
+QUESTION_KEY_ID = "question_key"  # int64 question_id, for the Trainer's validation split.
 
 DEFAULT_CONFIG = {
     "max_question_length": 24,
@@ -131,4 +132,5 @@ def preprocessing_fn(inputs: Dict[str, tf.Tensor], custom_config: Optional[Dict[
         DECODER_TARGET_IDS: _pad(_with_token(answer_ids, END_ID, at_start=False), answer_length),
         ANSWER_KEY_ID: tf.reshape(inputs[ANSWER_ID_KEY], [-1]),
         ANSWER_TEXT: tf.reshape(inputs[ANSWER_KEY], [-1]),
+        QUESTION_KEY_ID: tf.reshape(inputs[QUESTION_ID_KEY], [-1]),
     }

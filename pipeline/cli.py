@@ -12,15 +12,16 @@ import sys  # noqa: E402
 import warnings  # noqa: E402
 from typing import List, Optional  # noqa: E402
 
+# google-api-core warns once per imported Google client that Python 3.10 support is ending;
+# TFX 1.16 imports a dozen of them. The pinned stack is Python 3.10 by design.
+warnings.filterwarnings("ignore", message=r".*non-supported Python version.*", category=FutureWarning)
+
 from absl import logging  # noqa: E402
 
 from components.serving import commands as serving_commands  # noqa: E402
 from pipeline import configs  # noqa: E402
 from pipeline import kubeflow_commands  # noqa: E402
 
-# google-api-core warns once per imported Google client that Python 3.10 support is ending;
-# TFX 1.16 imports a dozen of them. The pinned stack is Python 3.10 by design.
-warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\..*")
 
 
 MAX_INFO_LINES = 12  # INFO records longer than this are TFX's protobuf dumps of each node.

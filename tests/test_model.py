@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 import tensorflow as tf
+import tf_keras
 
 from components import model as faq_model
 from components import trainer
@@ -60,6 +61,35 @@ def test_matching_compiled_loss_is_output_mean(models):
     expected = models.matching([question, right, wrong]).numpy().mean()
     evaluated = models.matching.evaluate([question, right, wrong], np.zeros(3), verbose=0)
     assert evaluated == pytest.approx(expected, abs=1e-5)
+
+
+def test_masked_max_pooling_skips_padding():
+    layer = faq_model.MaskedGlobalMaxPooling()
+    steps = tf.constant([[[1.0, -5.0], [-2.0, -1.0], [9.0, 9.0]],
+                         [[-3.0, -4.0], [-1.0, -6.0], [0.0, 0.0]],
+                         [[7.0, 7.0], [7.0, 7.0], [7.0, 7.0]]])
+    mask = tf.constant([[True, True, False], [True, True, False], [False, False, False]])
+    # Row 0 ignores the padded 9s; row 1 keeps its negative maxima instead of the padded 0;
+    # row 2 has no step left and pools to zeros.
+    np.testing.assert_array_equal(layer(steps, mask=mask).numpy(), [[1.0, -1.0], [-1.0, -4.0], [0.0, 0.0]])
+
+
+def test_encoders_ignore_trailing_padding(models):
+    short = np.array([[5, 6, 7]], np.int64)
+    padded = np.array([[5, 6, 7, 0, 0, 0]], np.int64)
+    np.testing.assert_allclose(models.answer_encoder(padded).numpy(), models.answer_encoder(short).numpy(), atol=1e-6)
+    np.testing.assert_allclose(models.question_encoder(padded).numpy(), models.question_encoder(short).numpy(),
+                               atol=1e-6)
+
+
+def test_untrained_question_encoder_equals_answer_encoder():
+    # The identity-initialized Dense makes both untrained encoders one function, so a text is
+    # its own nearest answer before training.
+    sizes = faq_model.ModelSizes(vocab_size=20, embedding_dim=8, encoder_units=6, decoder_units=5)
+    untrained = faq_model.build_models(sizes, margin=0.25, learning_rate=0.01)
+    ids = np.array([[5, 6, 7, 0], [8, 9, 0, 0], [19, 4, 4, 4]], np.int64)
+    np.testing.assert_allclose(untrained.question_encoder(ids).numpy(), untrained.answer_encoder(ids).numpy(),
+                               atol=1e-6)
 
 
 def test_question_encoder_has_dense_answer_does_not(models):
@@ -136,6 +166,69 @@ def test_in_batch_negatives_never_share_key():
     # Row 0 skips row 1 (same key 5) and takes row 2; the others take the next row.
     np.testing.assert_array_equal(batch["wrong_answer_ids"].numpy().ravel(), [12, 12, 13, 10])
     np.testing.assert_array_equal(batch["negative_weight"].numpy(), [1.0, 1.0, 1.0, 1.0])
+
+
+def test_in_batch_negatives_several_per_row():
+    features = {
+        "answer_key": tf.constant([5, 5, 7, 8], tf.int64),
+        "answer_ids": tf.constant([[10], [11], [12], [13]], tf.int64),
+    }
+    batch = trainer.add_in_batch_negatives(features, num_negatives=2)
+    # Rows 0-3 take the first valid partner after them and rows 4-7 the second. Rows 0 and 1 skip key 5.
+    np.testing.assert_array_equal(batch["answer_ids"].numpy().ravel(), [10, 11, 12, 13, 10, 11, 12, 13])
+    np.testing.assert_array_equal(batch["answer_key"].numpy(), [5, 5, 7, 8, 5, 5, 7, 8])
+    np.testing.assert_array_equal(batch["wrong_answer_ids"].numpy().ravel(), [12, 12, 13, 10, 13, 13, 10, 11])
+    np.testing.assert_array_equal(batch["negative_weight"].numpy(), [1.0] * 8)
+
+
+def test_in_batch_negatives_fewer_partners_than_requested():
+    features = {"answer_key": tf.constant([3, 3, 4], tf.int64), "answer_ids": tf.constant([[1], [2], [9]], tf.int64)}
+    batch = trainer.add_in_batch_negatives(features, num_negatives=2)
+    # Rows with key 3 have one partner (key 4), so their second negative is masked out.
+    np.testing.assert_array_equal(batch["negative_weight"].numpy(), [1.0, 1.0, 1.0, 0.0, 0.0, 1.0])
+    np.testing.assert_array_equal(batch["wrong_answer_ids"].numpy().ravel()[[0, 1, 2, 5]], [9, 9, 1, 2])
+
+
+def test_in_batch_negatives_rejects_zero():
+    features = {"answer_key": tf.constant([1, 2], tf.int64), "answer_ids": tf.constant([[1], [2]], tf.int64)}
+    with pytest.raises(ValueError, match="num_negatives=0"):
+        trainer.add_in_batch_negatives(features, num_negatives=0)
+
+
+def _first_token_encoder():
+    ids = tf_keras.Input(shape=(None,), dtype=tf.int64)
+    one_hot = tf_keras.layers.Lambda(lambda batch: tf.one_hot(batch[:, 0], depth=10))(ids)
+    return tf_keras.Model(ids, one_hot)
+
+
+def _retrieval_eval_dataset(rows):
+    columns = {
+        "question_ids": np.array([row[0] for row in rows], np.int64),
+        "answer_ids": np.array([row[1] for row in rows], np.int64),
+        "answer_key": np.array([row[2] for row in rows], np.int64),
+    }
+    return tf.data.Dataset.from_tensor_slices(columns).batch(2)
+
+
+def test_retrieval_validation_hand_ranks():
+    # Encoders embed the first token one-hot. Question [1] has two correct answers and ranks
+    # answer [1] first. Question [2] matches no answer, so its correct answer ties at cosine 0
+    # with both wrong ones and ranks last (3) by the pessimistic tie rule.
+    rows = [([1, 0], [1, 0], 100), ([2, 0], [3, 0], 200), ([1, 0], [4, 0], 300)]
+    callback = trainer.RetrievalValidation(_first_token_encoder(), _first_token_encoder(),
+                                           _retrieval_eval_dataset(rows))
+    logs = {}
+    callback.on_epoch_end(0, logs)
+    assert logs["val_mrr"] == pytest.approx((1.0 + 1.0 / 3.0) / 2.0)
+    assert logs["val_recall_at_1"] == pytest.approx(0.5)
+    assert len(callback.questions) == 2
+    assert len(callback.answers) == 3
+
+
+def test_retrieval_validation_rejects_empty_split():
+    empty = _retrieval_eval_dataset([([1, 0], [1, 0], 1)]).take(0)
+    with pytest.raises(ValueError, match="no examples"):
+        trainer.RetrievalValidation(_first_token_encoder(), _first_token_encoder(), empty)
 
 
 def test_in_batch_negatives_without_partner():
