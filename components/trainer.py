@@ -32,7 +32,7 @@ DEFAULT_HYPERPARAMETERS = {
     "epochs": 30,
     "batch_size": 64,
     "learning_rate": 0.002,
-    "early_stopping_patience": 10,
+    "early_stopping_patience": 0,
     "seed": 42,
     "num_negatives": 4,
     "validation_fraction": 0.1,

@@ -51,8 +51,10 @@ class PipelineConfig:
     epochs: int = _field(30, "Maximum epochs for each of the two models.")
     batch_size: int = _field(64, "Examples per batch; wrong answers are drawn from the same batch.")
     learning_rate: float = _field(0.002, "Adam learning rate.")
+    # Off by default: on the default corpus a fixed 30 epochs gave R10@1 0.402 against 0.344 with a
+    # patience of 10 on the 10 % validation questions, which are too few to pick the best epoch.
     early_stopping_patience: int = _field(
-        10, "Epochs without a better validation MRR (matching) or loss (generation) before stopping; 0 = off.")
+        0, "Epochs without a better validation MRR (matching) or loss (generation) before stopping; 0 = off.")
     seed: int = _field(42, "Seed of weight initialization and shuffling.")
     num_negatives: int = _field(4, "Wrong answers per question-answer pair, each its own training row.")
     validation_fraction: float = _field(
