@@ -82,6 +82,11 @@ class PipelineConfig:
 
     def validate(self) -> None:
         """Raise ValueError naming the first invalid field and its valid range."""
+        self._validate_numbers()
+        self._validate_sizes()
+        self._validate_names_and_paths()
+
+    def _validate_numbers(self) -> None:
         for name in ("margin", "learning_rate", "eval_fraction", "validation_fraction", "min_recall_at_1",
                      "min_r10_at_1_ratio_to_tfidf", "max_recall_at_1_regression", "max_r10_at_1_regression"):
             if not math.isfinite(getattr(self, name)):
@@ -94,20 +99,17 @@ class PipelineConfig:
         if self.min_r10_at_1_ratio_to_tfidf < 0:
             raise ValueError(f"min_r10_at_1_ratio_to_tfidf={self.min_r10_at_1_ratio_to_tfidf} is invalid: "
                              "use 0 (off) or a positive ratio.")
-        if self.max_examples < 0:
-            raise ValueError(f"max_examples={self.max_examples} is invalid: use 0 (all pairs) or a positive number.")
-        if self.beam_workers < 0:
-            raise ValueError(f"beam_workers={self.beam_workers} is invalid: use 0 (one per core) or a positive number.")
-        if not MODEL_NAME_PATTERN.fullmatch(self.model_name):
-            raise ValueError(f"model_name={self.model_name!r} is invalid: use letters, digits, '_', '-' and '.', "
-                             "starting with a letter or digit, because it names the push folder.")
-        if not os.path.isfile(self.schema_path):
-            raise ValueError(f"schema_path={self.schema_path!r} not found: pass an existing schema .pbtxt file.")
         if not 0.0 < self.validation_fraction <= 0.5:
             raise ValueError(f"validation_fraction={self.validation_fraction} is invalid: use a value above 0 and "
                              "at most 0.5, e.g. 0.1.")
         if not 0.0 < self.eval_fraction < 1.0:
             raise ValueError(f"eval_fraction={self.eval_fraction} is invalid: use a value between 0 and 1, e.g. 0.2.")
+
+    def _validate_sizes(self) -> None:
+        if self.max_examples < 0:
+            raise ValueError(f"max_examples={self.max_examples} is invalid: use 0 (all pairs) or a positive number.")
+        if self.beam_workers < 0:
+            raise ValueError(f"beam_workers={self.beam_workers} is invalid: use 0 (one per core) or a positive number.")
         for name in ("max_question_length", "max_answer_length", "vocab_top_k", "vocab_min_frequency",
                      "embedding_dim", "encoder_units", "decoder_units", "epochs", "batch_size", "max_field_chars",
                      "num_negatives"):
@@ -122,6 +124,13 @@ class PipelineConfig:
                              "finds at most batch_size - 1 wrong answers in its batch, so use a smaller value.")
         if self.early_stopping_patience < 0:
             raise ValueError(f"early_stopping_patience={self.early_stopping_patience} is invalid: use 0 (off) or more.")
+
+    def _validate_names_and_paths(self) -> None:
+        if not MODEL_NAME_PATTERN.fullmatch(self.model_name):
+            raise ValueError(f"model_name={self.model_name!r} is invalid: use letters, digits, '_', '-' and '.', "
+                             "starting with a letter or digit, because it names the push folder.")
+        if not os.path.isfile(self.schema_path):
+            raise ValueError(f"schema_path={self.schema_path!r} not found: pass an existing schema .pbtxt file.")
         if self.beam_runner not in BEAM_RUNNERS:
             raise ValueError(f"beam_runner={self.beam_runner!r} is invalid: use one of {', '.join(BEAM_RUNNERS)}.")
 
