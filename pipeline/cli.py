@@ -46,6 +46,7 @@ class _LongInfoFilter(python_logging.Filter):
 
 def _run(args: argparse.Namespace) -> int:
     config = configs.config_from_arguments(args)  # Before the slow TFX import, so bad flags fail fast.
+    config.check_local_files()
     from pipeline import beam_runner  # pylint: disable=import-outside-toplevel
 
     result = beam_runner.run_local(config, args.beam_args)

@@ -129,10 +129,13 @@ class PipelineConfig:
         if not MODEL_NAME_PATTERN.fullmatch(self.model_name):
             raise ValueError(f"model_name={self.model_name!r} is invalid: use letters, digits, '_', '-' and '.', "
                              "starting with a letter or digit, because it names the push folder.")
-        if not os.path.isfile(self.schema_path):
-            raise ValueError(f"schema_path={self.schema_path!r} not found: pass an existing schema .pbtxt file.")
         if self.beam_runner not in BEAM_RUNNERS:
             raise ValueError(f"beam_runner={self.beam_runner!r} is invalid: use one of {', '.join(BEAM_RUNNERS)}.")
+
+    def check_local_files(self) -> None:
+        """Raise ValueError if a file of a local run is missing (not for Kubeflow, where paths are in the image)."""
+        if not os.path.isfile(self.schema_path):
+            raise ValueError(f"schema_path={self.schema_path!r} not found: pass an existing schema .pbtxt file.")
 
     def blessing_thresholds(self) -> Dict[str, float]:
         """Return the FaqEvaluator's blessing thresholds as BlessingThresholds keyword arguments."""

@@ -28,13 +28,19 @@ def test_defaults_are_valid():
     ("beam_runner", "Foo", "beam_runner='Foo' is invalid"),
     ("model_name", "../escaped", "model_name='../escaped' is invalid"),
     ("model_name", "", "model_name='' is invalid"),
-    ("schema_path", "/no/such/schema.pbtxt", "not found"),
     ("early_stopping_patience", -1, "early_stopping_patience=-1 is invalid"),
 ])
 def test_invalid_values_name_the_field(field, value, message):
     config = dataclasses.replace(configs.PipelineConfig(), **{field: value})
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(".", r"\.")):
         config.validate()
+
+
+def test_missing_schema_fails_local_check_only():
+    config = dataclasses.replace(configs.PipelineConfig(), schema_path="/no/such/schema.pbtxt")
+    config.validate()  # Kubeflow compiles with a path inside the image.
+    with pytest.raises(ValueError, match="schema_path='/no/such/schema.pbtxt' not found"):
+        config.check_local_files()
 
 
 def test_num_negatives_upper_bound():
