@@ -299,12 +299,16 @@ def _jsonl_rows(path: str, skips: _SkipCounter) -> Iterator[Tuple[str, object]]:
                 skips.skip(INVALID_JSON, location, f"{error.msg} at column {error.colno}")
                 yield location, None
                 continue
-            detail = _lone_surrogate_detail(row)
-            if detail:
-                skips.skip(INVALID_UTF8, location, detail)
-                yield location, None
-                continue
-            yield location, row
+            yield location, _without_lone_surrogates(row, location, skips)
+
+
+def _without_lone_surrogates(row: object, location: str, skips: _SkipCounter) -> object:
+    """Return `row`, or None after counting an INVALID_UTF8 skip if a field has a lone surrogate escape."""
+    detail = _lone_surrogate_detail(row)
+    if detail:
+        skips.skip(INVALID_UTF8, location, detail)
+        return None
+    return row
 
 
 def _starts_with_array(path: str) -> bool:
@@ -344,12 +348,7 @@ def _json_array_rows(path: str, skips: _SkipCounter) -> Iterator[Tuple[str, obje
 
     for index, row in enumerate(items):
         location = f"{path}: array item {index}"
-        detail = _lone_surrogate_detail(row)
-        if detail:
-            skips.skip(INVALID_UTF8, location, detail)
-            yield location, None
-            continue
-        yield location, row
+        yield location, _without_lone_surrogates(row, location, skips)
 
 
 def read_pairs(corpus: str = "chatterbot:english", data: str = "", max_field_chars: int = 5000) -> ReadResult:

@@ -69,8 +69,8 @@ def test_masked_max_pooling_skips_padding():
                          [[-3.0, -4.0], [-1.0, -6.0], [0.0, 0.0]],
                          [[7.0, 7.0], [7.0, 7.0], [7.0, 7.0]]])
     mask = tf.constant([[True, True, False], [True, True, False], [False, False, False]])
-    # Row 0 ignores the padded 9s; row 1 keeps its negative maxima instead of the padded 0;
-    # row 2 has no step left and pools to zeros.
+    # Row 0 ignores the padded 9s. Row 1 keeps its negative maxima instead of the padded 0.
+    # Row 2 has no unmasked step, so it pools to zeros.
     np.testing.assert_array_equal(layer(steps, mask=mask).numpy(), [[1.0, -1.0], [-1.0, -4.0], [0.0, 0.0]])
 
 

@@ -295,8 +295,8 @@ def test_rest_idle_keep_alive_closed_after_timeout(server):
 def test_sigterm_with_open_rest_connections(tmp_path):
     base = tmp_path / "faq"
     serving_models.save_fixture_model(str(base / "1"))
-    # The timeout bounds the half-sent body; without the drain deadline the idle keep-alive
-    # connection would still hold the server until its client closes 60 s later.
+    # The timeout bounds the half-sent body. Without the drain deadline, the idle keep-alive
+    # connection would hold the server until its client closes it 60 s later.
     server = serving_models.start_server(
         str(base), log_path=str(tmp_path / "server.log"), rest_api_port=None,
         use_official_binary=False, rest_api_timeout_in_ms=3000,
